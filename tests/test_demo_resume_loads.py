@@ -132,7 +132,8 @@ def test_seconds_lost_to_a_kill_or_an_edited_record_are_said_not_counted(tmp_pat
     for seconds, lost in (({"scenes": 2.5, "training": 1}, False),
                           ({"scenes": 2.5, "foo": 1e9}, True),
                           ({"scenes": 2.5, "training": "12"}, True),
-                          ({"scenes": 2.5, "training": -1}, True)):  # fmt: skip
+                          ({"scenes": 2.5, "training": -1}, True),
+                          ({"scenes": 2.5, "training": 10**400}, True)):  # fmt: skip
         (tmp_path / "demo.json").write_text(json.dumps({"seed": 0, "seconds": seconds}))
         clock = PhaseSeconds(tmp_path, {"seed": 0}, True)
         assert clock.seconds["scenes"] == 2.5 and "foo" not in clock.seconds, seconds

@@ -81,13 +81,18 @@ def _kept(record: Path) -> tuple[dict[str, float], bool]:
     lost = "running" in saved or saved.get("seconds_lost") is True
     if not isinstance(seconds, dict):
         return {}, True
-    kept = {
-        k: float(v)
-        for k, v in seconds.items()
-        if k in PHASES
-        and isinstance(v, (int, float))
-        and not isinstance(v, bool)
-        and math.isfinite(v)
-        and v >= 0
-    }
+    kept = {k: _seconds(v) for k, v in seconds.items() if k in PHASES}
+    kept = {k: v for k, v in kept.items() if v is not None}
     return kept, lost or len(kept) != len(seconds)
+
+
+def _seconds(value) -> float | None:
+    """``value`` as seconds: a finite number of at least 0, else None (an integer too large
+    for a float, ``1`` and 400 zeros, raised OverflowError: a traceback, not said lost)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
