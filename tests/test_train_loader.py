@@ -207,6 +207,28 @@ class _SlowMasks:
         self.released = True
 
 
+@pytest.mark.parametrize("progress", ["true", "false"])
+def test_the_sam_masks_bar_is_hidden_by_log_progress_false(tmp_path, capsys, progress):
+    """The bar over SAM's masks computed up front was drawn on rank 0 whatever log.progress
+    said (the loss's bar and the listing's were hidden)."""
+    import dataclasses
+
+    from loftup.train.distributed import DistInfo
+    from loftup.train.loader import masks_up_front
+    from train_fixtures import write_folder
+
+    data = write_folder(tmp_path / "imgs", 2, size=56)
+    cfg = tiny(data, tmp_path / "run", 1, 2, "data.masks=superpixels", f"log.progress={progress}",
+               f"data.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    dataset = training_data(cfg, CPU)
+    dataset._sam = _SlowMasks(0)
+    sam = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, masks="sam"))
+    capsys.readouterr()
+    masks_up_front(dataset, sam, DistInfo())
+    assert dataset._sam.calls == 2
+    assert ("SAM masks" in capsys.readouterr().err) == (progress == "true")
+
+
 def test_sams_masks_computed_up_front_are_not_timed_as_reads(tmp_path):
     """SAM's masks computed before the loader were waited on data.timeout seconds each, as a
     read: SAM ViT-H on a weak CPU, slower than that an image, ended the run blaming a stalled

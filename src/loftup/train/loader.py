@@ -81,11 +81,13 @@ def training_data(
     )  # fmt: skip
 
 
-def precompute_masks(dataset: MaskedImages, info: DistInfo, timeout: float = 0) -> None:
+def precompute_masks(
+    dataset: MaskedImages, info: DistInfo, timeout: float = 0, *, progress: bool = True
+) -> None:
     """Compute and cache SAM masks before training (each rank a share), so workers only read;
     each image's files waited on ``timeout`` seconds at most (:func:`reads_waited_on`), SAM's
     computation for as long as it takes (ViT-H on a CPU may take minutes an image: that is
-    no stalled disk)."""
+    no stalled disk). ``progress``: rank 0's bar over them (``log.progress``)."""
     from ..data.images import READ_ERRORS
 
     sam, computing = dataset._sam, Stopwatch()
@@ -94,7 +96,8 @@ def precompute_masks(dataset: MaskedImages, info: DistInfo, timeout: float = 0) 
     try:
         load = reads_waited_on(dataset, timeout, str(dataset.root), computing)
         indices = range(info.rank, len(dataset), info.world)
-        for i in tqdm(indices, desc="SAM masks", disable=not info.is_main, **bar_settings()):
+        shown = info.is_main and progress
+        for i in tqdm(indices, desc="SAM masks", disable=not shown, **bar_settings()):
             try:
                 load(i)
             except READ_ERRORS:
@@ -112,7 +115,7 @@ def masks_up_front(dataset: MaskedImages, cfg: TrainConfig, info: DistInfo) -> N
     d = cfg.data
     if masks_matter(cfg):
         if d.masks == "sam":
-            precompute_masks(dataset, info, d.timeout)
+            precompute_masks(dataset, info, d.timeout, progress=cfg.log.progress)
         return
     if info.is_main:
         what = {"sa1b": "SA-1B's masks are not read", "sam": "SAM's masks are not computed",
