@@ -144,6 +144,11 @@ def test_seconds_lost_to_a_kill_or_an_edited_record_are_said_not_counted(tmp_pat
     assert clock.lost and clock.seconds == {}
     (tmp_path / "demo.json").unlink()  # none: nothing begun, nothing lost
     assert not PhaseSeconds(tmp_path, {"seed": 0}, True).lost
+    # none beside scenes (an earlier version's, which wrote no record; gone on with): their
+    # seconds were lost (the report said "N s in all" without them)
+    (tmp_path / "demo.json").unlink()
+    (tmp_path / "scenes" / "train").mkdir(parents=True)
+    assert PhaseSeconds(tmp_path, {"seed": 0}, True).lost
 
 
 def test_a_phase_not_among_those_a_record_keeps_is_refused(tmp_path):

@@ -69,14 +69,15 @@ def _kept(record: Path) -> tuple[dict[str, float], bool]:
     """The seconds per phase that the demo's ``record`` holds (the runs before a resume), each
     a finite number of at least 0 (an edited one otherwise is left out, and said lost), and
     whether a run lost some (killed in a phase, or said so by the record, or a record with no
-    seconds: one of an earlier version, which kept none); none where there is no record or it
-    cannot be read (refused before, by :func:`.demo_out.check_begun`)."""
+    seconds: one of an earlier version, which kept none, or no record beside scenes: one of an
+    earlier version still, which wrote none); none where nothing is there or the record cannot
+    be read (refused before, by :func:`.demo_out.check_begun`)."""
     try:
         saved = read_json_object(record)
     except (ValueError, OSError):
         return {}, False
-    if saved is None:  # nothing begun there: no run before
-        return {}, False
+    if saved is None:  # no run before, or one of an earlier version that kept no record: its
+        return {}, (record.parent / "scenes").exists()  # scenes, gone on with, took seconds
     seconds = saved.get("seconds")
     lost = "running" in saved or saved.get("seconds_lost") is True
     if not isinstance(seconds, dict):
