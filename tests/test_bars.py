@@ -173,6 +173,8 @@ def test_every_bar_in_the_package_is_drawn_by_the_one_rule():
             calls.append((path.name, text[start : end + 1]))
     assert len(calls) >= 15, calls
     assert [c for c in calls if "**bar_settings(" not in c[1]] == []
+    # hidden through bar_settings(shown=...): a disable= given beside it overrides TQDM_DISABLE
+    assert [c for c in calls if "disable=" in c[1]] == []
 
 
 def test_tqdm_s_own_environment_settings_are_the_user_s():
@@ -202,3 +204,27 @@ def test_tqdm_s_own_environment_settings_are_the_user_s():
 
     users = "30.0" if _reads_environment() else "5.0"  # (a tqdm before 4.66 reads none of it)
     assert said == {"30": [users, "True"], None: ["5.0", "True"]}, said  # else a log's 5 s
+
+
+def test_tqdm_disable_in_the_environment_hides_loftup_s_bars_too():
+    """Every bar was given ``disable=not progress``, which overrides tqdm's own
+    ``TQDM_DISABLE=1``: a user's (or a CI's) way to hide every tqdm bar drew loftup's all the
+    same. Left to tqdm where the bar is shown; hidden whatever it says under --no-progress."""
+    import os
+    import subprocess
+
+    from loftup.bars import _reads_environment
+
+    if not _reads_environment():
+        pytest.skip("tqdm before 4.66 reads no TQDM_* variable")
+    script = (
+        "from loftup.bars import bar_settings\n"
+        "from loftup.data.scenes import SceneConfig\n"
+        "from loftup.world.probe import scene_batch\n"
+        "scene_batch(SceneConfig(height=16, width=16), 0, range(2), progress=True)\n"
+        "print(bar_settings(shown=False)['disable'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TQDM_DISABLE": "1"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stderr.decode() == "" and run.stdout.decode() == "True\n", run

@@ -18,9 +18,11 @@ def _in_a_notebook() -> bool:
     return get is not None and get() is not None
 
 
-def bar_settings(position: int | None = None) -> dict:
+def bar_settings(position: int | None = None, *, shown: bool = True) -> dict:
     """tqdm's keyword arguments for a bar drawn where loftup draws its bars (see above);
-    ``position``: its line on a terminal (a process's of several), 0 in a log."""
+    ``position``: its line on a terminal (a process's of several), 0 in a log; ``shown``:
+    False hides the bar (``--no-progress``), True leaves that to tqdm (``TQDM_DISABLE=1`` in its
+    environment hides it: a ``disable=False`` given with every bar drew them all the same)."""
     tty = getattr(sys.stderr, "isatty", lambda: False)() or _in_a_notebook()
     settings = {"file": sys.stderr, "mininterval": 0.1 if tty else 5.0, "dynamic_ncols": tty}
     if not tty:  # a bar opened under another drew each update on a new line and moved back up
@@ -30,9 +32,9 @@ def bar_settings(position: int | None = None) -> dict:
     # one the user set in tqdm's environment (TQDM_MININTERVAL=30) is theirs: a keyword given
     # here would override it, as it did every bar once they all took these settings; a tqdm
     # before 4.66 reads none (it would draw at its own 0.1 s): ours are kept there
-    if not _reads_environment():
-        return settings
-    return {k: v for k, v in settings.items() if f"TQDM_{k.upper()}" not in os.environ}
+    if _reads_environment():
+        settings = {k: v for k, v in settings.items() if f"TQDM_{k.upper()}" not in os.environ}
+    return settings if shown else {**settings, "disable": True}  # --no-progress: whatever it says
 
 
 def _reads_environment() -> bool:

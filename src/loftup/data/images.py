@@ -90,8 +90,8 @@ def paths_in_order(rows: list, make, *, progress: bool, since: float, desc: str)
 
     rows.sort(key=itemgetter(0))  # keys are the paths' parts: no two alike
     delay = max(0.0, LISTING_BAR_DELAY - (time.monotonic() - since))
-    bar = tqdm(total=len(rows), desc=desc, unit=" paths", disable=not progress, leave=False,
-               delay=delay, **bar_settings())  # fmt: skip
+    bar = tqdm(total=len(rows), desc=desc, unit=" paths", leave=False,
+               delay=delay, **bar_settings(shown=progress))  # fmt: skip
     paths = []
     with bar:
         for start in range(0, len(rows), BAR_EVERY):
@@ -117,8 +117,8 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
     from tqdm.auto import tqdm
 
     root = Path(root)
-    bar = tqdm(desc="listing images", unit=" images", disable=not progress, leave=False,
-               delay=LISTING_BAR_DELAY, **bar_settings())  # fmt: skip
+    bar = tqdm(desc="listing images", unit=" images", leave=False,
+               delay=LISTING_BAR_DELAY, **bar_settings(shown=progress))  # fmt: skip
     with bar:
         for dirpath, (images, files, odd) in walk(
             [os.fspath(root)], partial(_scan, extensions=extensions, bar=bar)

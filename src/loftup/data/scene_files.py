@@ -109,9 +109,7 @@ def write_scenes(
     if not (out / "world.json").exists():
         write_json(out / PARTIAL, info)
     names = []
-    for i in tqdm(
-        range(start, start + count), desc="scenes", disable=not progress, **bar_settings()
-    ):
+    for i in tqdm(range(start, start + count), desc="scenes", **bar_settings(shown=progress)):
         scene = generate_scene(config, seed, i)
         name = f"sa_{i + 1}"
         meta = scene_annotations(scene, i + 1)

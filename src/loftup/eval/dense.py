@@ -76,9 +76,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     examples = []
     loader = make_loader(val_set, cfg, shuffle=False)
     # closed on an error too, so that the error's line is not the bar's
-    with tqdm(
-        loader, desc="seg val", disable=not cfg.progress, leave=False, **bar_settings()
-    ) as bar:
+    with tqdm(loader, desc="seg val", leave=False, **bar_settings(shown=cfg.progress)) as bar:
         for batch in bar:
             check_stop()  # one a finaliser swallowed: loftup.stops
             lr, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))

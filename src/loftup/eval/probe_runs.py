@@ -128,7 +128,7 @@ def _probe_per_image(
     examples = []
     loader = make_loader(test_set, cfg, shuffle=False)
     with tqdm(
-        loader, desc=f"{cfg.task} test", disable=not cfg.progress, leave=False, **bar_settings()
+        loader, desc=f"{cfg.task} test", leave=False, **bar_settings(shown=cfg.progress)
     ) as bar:
         for batch in bar:
             check_stop()  # one a finaliser swallowed: loftup.stops

@@ -184,7 +184,7 @@ def train_probe(
     warmup = warmup_steps(config, steps_per_epoch)
     step = 0
     # closed on an error too, so that the error's line is not the bar's
-    with tqdm(total=total, desc=desc, disable=not progress, leave=False, **bar_settings()) as bar:
+    with tqdm(total=total, desc=desc, leave=False, **bar_settings(shown=progress)) as bar:
         for epoch in range(config.epochs):
             for feats, target in batches(epoch):
                 check_stop()  # one a finaliser swallowed (a loader's, a bar's): loftup.stops

@@ -197,9 +197,8 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
         bar = tqdm(
             total=total,
             desc="davis frames",
-            disable=not cfg.progress,
             leave=False,
-            **bar_settings(),
+            **bar_settings(shown=cfg.progress),
         )
         with bar, contextlib.closing(batches):  # closed: the workers end with the run
             for seq in sequences:

@@ -102,9 +102,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     scores = {(m, c): {k: [] for k in METRICS} for m in METHODS for c in cells}
     histories, preds, configs = {}, {}, {}
     # closed on an error too: a failed run from Python left its bar on the terminal
-    with tqdm(
-        total=s.seeds * len(cells), desc="grid", disable=not s.progress, **bar_settings()
-    ) as bar:
+    with tqdm(total=s.seeds * len(cells), desc="grid", **bar_settings(shown=s.progress)) as bar:
         for seed in range(s.seeds):
             t = time.perf_counter()
             runs = run_variant(s, variant, seed, train_root, out / "runs", inputs, reads)

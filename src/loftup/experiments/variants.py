@@ -101,9 +101,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     configs = {}
     preds = {}
     # closed on an error too: a failed run from Python left its bar on the terminal
-    with tqdm(
-        total=s.seeds * len(names), desc=s.name, disable=not s.progress, **bar_settings()
-    ) as bar:
+    with tqdm(total=s.seeds * len(names), desc=s.name, **bar_settings(shown=s.progress)) as bar:
         for seed in range(s.seeds):
             probe = s.demo(seed)
             for name in names:

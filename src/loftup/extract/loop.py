@@ -104,8 +104,7 @@ def run(
         total=sum(len(b) for b in mine),
         desc=desc,
         unit="img",
-        disable=not progress,
-        **bar_settings(position=rank),
+        **bar_settings(position=rank, shown=progress),
     )
     pending: deque = deque()  # (job, its features file's bytes, future) in submission order
 

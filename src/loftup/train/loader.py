@@ -97,7 +97,7 @@ def precompute_masks(
         load = reads_waited_on(dataset, timeout, str(dataset.root), computing)
         indices = range(info.rank, len(dataset), info.world)
         shown = info.is_main and progress
-        for i in tqdm(indices, desc="SAM masks", disable=not shown, **bar_settings()):
+        for i in tqdm(indices, desc="SAM masks", **bar_settings(shown=shown)):
             try:
                 load(i)
             except READ_ERRORS:

@@ -171,8 +171,7 @@ def _run(
         total=total,
         initial=step0,
         desc=f"stage {cfg.stage}",
-        disable=not (main and cfg.log.progress),
-        **bar_settings(),
+        **bar_settings(shown=main and cfg.log.progress),
     )
 
     saved = [step0 if ckpt is not None else None]  # the step the checkpoint on disk holds

@@ -167,7 +167,7 @@ def train_backbone(
     images, labels = scene_batch(world, recipe.seed, range(recipe.scenes), progress=progress)
     t_data = time.perf_counter() - t0
     g = torch.Generator().manual_seed(recipe.seed)
-    bar = tqdm(range(recipe.steps), desc="backbone", disable=not progress, **bar_settings())
+    bar = tqdm(range(recipe.steps), desc="backbone", **bar_settings(shown=progress))
     for step in bar:
         pick = torch.randint(0, recipe.scenes, (recipe.batch_size,), generator=g)
         x = model.normalize(images[pick].to(device))

@@ -45,9 +45,7 @@ def upsampled_features(
     from ..bars import bar_settings
 
     out = {}
-    for name, fn in tqdm(
-        upsamplers.items(), desc="upsampling", disable=not progress, **bar_settings()
-    ):
+    for name, fn in tqdm(upsamplers.items(), desc="upsampling", **bar_settings(shown=progress)):
         parts = [
             fn(lr_feats[i : i + batch], guidance[i : i + batch])
             for i in range(0, len(lr_feats), batch)
@@ -96,7 +94,7 @@ def score_all(
     from ..bars import bar_settings
 
     results = {}
-    with tqdm(hr.items(), desc="probes", disable=not progress, **bar_settings()) as bar:
+    with tqdm(hr.items(), desc="probes", **bar_settings(shown=progress)) as bar:
         for name, feats in bar:
             bar.set_postfix_str(name, refresh=True)
             results[name] = score(feats, labels, classes, cfg, progress=progress)

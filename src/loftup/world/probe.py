@@ -76,7 +76,7 @@ def scene_batch(
     from ..data.scene_files import decode_jpeg, encode_jpeg
 
     images, labels = [], []
-    for i in tqdm(indices, desc="scenes", disable=not progress, **bar_settings()):
+    for i in tqdm(indices, desc="scenes", **bar_settings(shown=progress)):
         s = generate_scene(config, seed, int(i))
         img = s.image if jpeg_quality is None else decode_jpeg(encode_jpeg(s.image, jpeg_quality))
         images.append(torch.from_numpy(img).permute(2, 0, 1))
