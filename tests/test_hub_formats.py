@@ -44,6 +44,14 @@ def test_training_conversion_is_a_named_pure_function(reference_state):
     assert set(training_to_reference(train)) == {"upsampler.x", "channelnorm.norm.weight"}
     with pytest.raises(CheckpointError, match="model.1.norm"):
         training_to_reference({"upsampler.x": torch.ones(1)})
+    # the channel norm under both names: a diverged run's NaN in both is one weight (it was
+    # "there twice with other values", NaN equal to nothing), other values are refused
+    nan = torch.tensor([1.0, float("nan")])
+    both = {"upsampler.x": torch.ones(1), "model.1.norm.weight": nan}
+    same = training_to_reference({**both, "channelnorm.norm.weight": nan.clone()})
+    assert same["channelnorm.norm.weight"][1].isnan()
+    with pytest.raises(CheckpointError, match="there twice"):
+        training_to_reference({**both, "channelnorm.norm.weight": torch.tensor([2.0, 0.0])})
 
 
 def test_safetensors_file(tmp_path, reference_state, reference_cases):

@@ -92,7 +92,7 @@ def _same_state(a: dict | None, b: dict | None) -> bool:
     """Whether native state dicts ``a`` and ``b`` (None: none read) hold the same weights."""
     if a is None or b is None:
         return False
-    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
 
 
 #: The files :func:`warn_others` judged in this process, each by its device and inode, the
@@ -167,7 +167,7 @@ def _stamp(origin: str, key: str) -> tuple | None:
     return st.st_dev, st.st_ino, key, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _same(a, b) -> bool:
+def same_value(a, b) -> bool:
     """Whether ``a`` and ``b`` are the same value: tensors of one shape, dtype and values (a
     NaN where the other has one). Two views of the same memory (a module's weights saved under
     both keys, torch.save storing them once) are the same without reading them: a load

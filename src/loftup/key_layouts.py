@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 import re
 
-import torch
-
 from .errors import CheckpointError
+from .holders import same_value
 
 #: The two layouts' key names side by side: (reference hub key, our key), where ``{i}`` stands
 #: for a block index and ``{p}`` for a parameter or buffer name. Both directions read this one
@@ -91,7 +90,7 @@ def training_to_reference(state: dict) -> dict:
     for key, value in state.items():
         if isinstance(key, str) and key.startswith("model.1.norm."):
             hub = "channelnorm.norm." + key[len("model.1.norm.") :]
-            if hub in out and not _same(out[hub], value):
+            if hub in out and not same_value(out[hub], value):
                 raise CheckpointError(
                     f"the channel norm is there twice, as {key!r} and {hub!r}, with other "
                     "values: keep one of them in the state dict"
@@ -103,13 +102,6 @@ def training_to_reference(state: dict) -> dict:
             "in the training layout or 'channelnorm.norm.weight/bias' in the hub layout)"
         )
     return out
-
-
-def _same(a, b) -> bool:
-    """Whether two entries of a state dict hold the same tensor values."""
-    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-        return a is b
-    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
 
 
 def reference_name(key: str) -> str:
