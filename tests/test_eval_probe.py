@@ -329,3 +329,17 @@ def test_losses_ignore_what_unscored_pixels_hold_nan_included():
     (got_grad,) = torch.autograd.grad(got, raw)
     assert torch.allclose(got, normal_loss(raw, target).detach())
     assert torch.isfinite(got_grad).all() and torch.allclose(got_grad, want_grad)
+
+
+def test_a_probe_whose_loss_is_not_finite_is_an_error_not_a_score():
+    """One NaN in the features made the seg probe's weights NaN: every pixel then got class
+    0, and the run reported that mIoU (0.28 here) as the probe's, without a word."""
+    from loftup.errors import LoftUpError
+
+    feats, labels = _separable()
+    feats[3, :, 2, 2] = float("nan")  # one pixel of one image
+    with pytest.raises(LoftUpError, match=r"seg probe loss is nan at step \d+ of \d+.*lower --lr"):
+        fit_linear_probe(feats, labels, 3, config=ProbeConfig(epochs=2, lr=1e-2))
+    depth = torch.rand(6, 12, 12) + 1
+    with pytest.raises(LoftUpError, match="depth probe loss is nan"):
+        fit_depth_probe(feats, depth, config=replace(DEPTH_PROBE, epochs=1))

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..errors import LoftUpError
 from ..escaping import quoted
 from ..stops import check as check_stop
 
@@ -194,7 +195,22 @@ def train_probe(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                value = loss.item()
+                if not math.isfinite(value):  # its step made the weights NaN: every score too
+                    raise LoftUpError(_not_finite(desc, value, step, total, epoch))
                 step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     return probe.eval()
+
+
+def _not_finite(desc: str, value: float, step: int, total: int, epoch: int) -> str:
+    """What a probe loss of NaN or infinity means, and what to do: one NaN in the features
+    made the weights NaN, every pixel then got the first class, and the run reported that
+    mIoU as the probe's."""
+    return (
+        f"the {desc} loss is {value} at step {step + 1} of {total} (epoch {epoch + 1}), so "
+        "the probe's weights are no longer numbers and no score of it would mean anything: "
+        "the features hold NaN or infinity (check the upsampler and the backbone on these "
+        "images), or the learning rate is too high (lower --lr, or ProbeConfig.lr)"
+    )
