@@ -129,3 +129,18 @@ def test_what_unscored_pixels_hold_nan_included_counts_for_nothing():
     want, got = normal_metrics(noisy, normals, valid), normal_metrics(nan_pred, nan_gt, valid)
     for key, value in want.items():
         assert torch.allclose(got[key].double(), value.double(), atol=1e-12), key
+
+
+def test_a_constant_prediction_is_singular_up_to_rounding():
+    """A constant that float cannot hold exactly (3.3: a dead depth probe predicts one value
+    everywhere) left the system's determinant a rounding error, not 0: its scale and shift
+    were anything (3.3 became 1.4, 4.0 and -0.0 on three images), and so were its si_ scores."""
+    from loftup.eval.metrics_3d import match_scale_and_shift
+
+    gt = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(0)) * 9 + 0.5
+    for value in (3.3, 0.1, 5.0005, 7.123456):
+        flat = torch.full_like(gt, value)
+        assert torch.equal(match_scale_and_shift(flat, gt), flat), value
+    # a prediction that does vary, however little float32 can hold, is still aligned
+    tilted = 3.3 + 1e-4 * (gt - 5)
+    assert torch.allclose(match_scale_and_shift(tilted, gt), gt, atol=1e-2)

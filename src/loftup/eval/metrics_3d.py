@@ -59,7 +59,8 @@ def match_scale_and_shift(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """(B, H, W) ``pred`` mapped by the per-image scale s and shift t that minimise
     sum over valid pixels (finite gt > 0) of (s * pred + t - gt)^2 (least squares), as Probe3D's
     scale-invariant depth metrics align a prediction first. An image whose system is
-    singular (no valid pixel, or a constant prediction) keeps s = 1, t = 0, as there."""
+    singular (no valid pixel, or a constant prediction, up to rounding) keeps s = 1, t = 0, as
+    there."""
     if pred.shape != gt.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} differ in shape")
     squeeze = pred.ndim == 2
@@ -71,7 +72,10 @@ def match_scale_and_shift(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     a00, a01, a11 = (m * pv * pv).sum((-2, -1)), (m * pv).sum((-2, -1)), m.sum((-2, -1))
     b0, b1 = (m * pv * gv).sum((-2, -1)), (m * gv).sum((-2, -1))
     det = a00 * a11 - a01 * a01
-    ok = det != 0
+    # singular up to rounding too: a constant 3.3 left det a rounding error, not 0, and its
+    # "scale" anything (1.4, 4.0, 0.0 on three images); det / (a00 a11) is the prediction's
+    # variance over its mean square, which float32 cannot resolve below about 1e-14
+    ok = det > 1e-12 * a00 * a11
     safe = torch.where(ok, det, torch.ones_like(det))
     scale = torch.where(ok, (a11 * b0 - a01 * b1) / safe, torch.ones_like(det))
     shift = torch.where(ok, (a00 * b1 - a01 * b0) / safe, torch.zeros_like(det))
