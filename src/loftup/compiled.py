@@ -22,7 +22,7 @@ import torch
 
 from .checks import as_dtype
 from .compiled_weights import Folded
-from .errors import UsageError, is_int
+from .errors import UsageError, first_line, is_int
 from .graphs import (  # noqa: F401  (importable from here, as before the split)
     GraphOrderError,
     GraphUpsampler,
@@ -100,7 +100,14 @@ def compile_upsampler(
     """
     require_eval(model, "compile_upsampler")  # a LoftUp in eval mode, before it is read
     own = model.stem.conv1.weight.device
-    device = torch.device(own if device is None else device)  # 0 is cuda:0, not the model's
+    try:
+        device = torch.device(own if device is None else device)  # 0 is cuda:0, not the model's
+    except (RuntimeError, TypeError) as e:  # "gpu"; 0 where torch 2.5+ finds no accelerator
+        raise UsageError(
+            f"compile_upsampler(device={device!r}) for a model on {own}: torch names no such "
+            f"device here ({first_line(e)}); the compiled function runs where the model's "
+            "weights are: leave out device="
+        ) from None
     other = device.type != "cpu" and device.index not in (None, own.index)  # "cpu:0" is "cpu"
     if device.type != own.type or other:  # the weights stay where they are
         raise UsageError(
