@@ -99,6 +99,24 @@ def test_a_missing_upsampler_names_its_backbone_only_where_that_is_missing(tmp_p
         assert "missing too" not in str(e.value) and "facebook/" not in str(e.value)
 
 
+def test_a_missing_upsampler_does_not_download_its_backbone_to_say_so(
+    tmp_path, local_hub, monkeypatch
+):
+    """A typo in the upsampler's path, with the hub in reach: load_pipeline downloaded the
+    backbone's whole weights (4.5 GB for dinov2_vitg14) to find out whether they were missing
+    too, and only then said that the upsampler's file was not there. Where the hub answers,
+    the run fetches the backbone itself: it is not missing, and nothing is downloaded."""
+    from hub_helpers import _use_mirror
+    from loftup import WeightsNotFoundError, load_pipeline
+
+    files = {("facebook/dinov2-small", n): b"{}" for n in ("config.json", "model.safetensors")}
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    with pytest.raises(WeightsNotFoundError, match="missing.bin") as e:
+        load_pipeline(str(tmp_path / "missing.bin"), backbone="dinov2_vits14")
+    assert "missing too" not in str(e.value)
+    assert not [path for _, path in local_hub.requests if "dinov2" in path]
+
+
 def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_path, monkeypatch):
     """loftup_siglip given siglip2_vitb16 (both 768-d): the width matched, so the features came
     out wrong without a word. The registry's backbone is compared with the one given."""
