@@ -67,6 +67,21 @@ def test_save_and_load_round_trip(tmp_path):
         load_backbone(tmp_path)
 
 
+def test_blank_weights_are_refused_not_read_from_the_current_folder(tmp_path, monkeypatch):
+    """get_featurizer("scenes_vit_p8", weights="") (an unset variable: `--weights "$W"`) read
+    Path(""), the current folder: a backbone saved there was loaded without a word, and
+    elsewhere the error said "model.safetensors not found". Refused as blank, as the other
+    backbones' weights are."""
+    from loftup import get_featurizer
+    from loftup.errors import UsageError
+
+    save_backbone(SceneViT(config=SceneViTConfig(dim=16, depth=1, num_heads=2)), tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for blank in ("", " "):
+        with pytest.raises(UsageError, match="weights are empty or blank"):
+            get_featurizer("scenes_vit_p8", weights=blank)
+
+
 def test_patch_targets_are_class_fractions_and_the_loss_is_minimal_at_them():
     labels = torch.zeros(1, 8, 16, dtype=torch.long)
     labels[:, :, 10:] = 2  # the first patch is all class 0, the second 2/8 class 0 and 6/8 class 2

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.paths import home_expanded
-from ..errors import CheckpointError, WeightsNotFoundError, first_line
+from ..errors import CheckpointError, UsageError, WeightsNotFoundError, first_line
 from ..escaping import printable
 from ..paths import check_visible
 from . import Featurizer, FeaturizerSpec, register
@@ -142,6 +142,11 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
     """The shipped model (``weights=None``), or one saved by :func:`save_backbone` in a folder."""
     if weights is None:
         files = (shipped_weights() / f"{NAME}.safetensors", shipped_weights() / f"{NAME}.json")
+    elif not os.fspath(weights).strip():  # Path("") is the current folder: its files were read
+        raise UsageError(
+            f"{NAME} weights are empty or blank (an unset variable?); pass a folder written by "
+            "`loftup world backbone --out DIR`, or leave them out for the shipped weights"
+        )
     else:  # "--weights=~/bb" reaches us unexpanded: ~ is the home folder, as elsewhere
         root = home_expanded(weights, f"{NAME} weights")
         files = (root / "model.safetensors", root / "config.json")
