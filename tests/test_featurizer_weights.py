@@ -187,6 +187,14 @@ def test_bad_local_folders_are_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"dino cannot be loaded as backbone dinov2_vits14 "
                        r"\(ValueError: out_features must be a subset"):  # fmt: skip
         get_featurizer("dinov2_vits14", weights=folder)
+    # a field of the wrong type (a number written as text): transformers 5's check of it is
+    # no ValueError and was a traceback of several lines
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": "32"}))
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_vits14", weights=folder)
+    msg = str(e.value)
+    assert msg.startswith(f"{folder} cannot be loaded as backbone dinov2_vits14 (")
+    assert "'hidden_size'" in msg and "check its config.json" in msg and "\n" not in msg
     # a config.json whose sizes are not the weights' (edited by hand): which weight, both
     # shapes and the fix, not transformers' "look at the above report" (which is silenced)
     (folder / "config.json").write_text(json.dumps({**config, "mlp_ratio": 2}))

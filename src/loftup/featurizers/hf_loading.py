@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, WeightsNotFoundError, first_line
+from ..errors import CheckpointError, WeightsNotFoundError, first_line, one_line
 from ..escaping import printable
 from .hf_weights import CONFIG_FILE, WEIGHTS_FILE, where_from
 
@@ -113,10 +113,10 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         raise CheckpointError(
             f"{folder} does not fit backbone {name}: {printable(first_line(e, 300))}"
         ) from None
-    except (ValueError, KeyError) as e:  # a config.json that transformers rejects
+    except (ValueError, KeyError, *_field_type_errors()) as e:  # a config.json it rejects
         raise CheckpointError(
             f"{folder} cannot be loaded as backbone {name} "
-            f"({printable(first_line(e, 300, typed=True))}); "
+            f"({printable(one_line(e, 300, typed=True))}); "
             f"check its {CONFIG_FILE}, or pass the folder save_pretrained wrote"
         ) from None
     mismatched = sorted(
@@ -137,6 +137,18 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         )
     check_after_load(folder, model, name)
     return model
+
+
+def _field_type_errors() -> tuple[type[Exception], ...]:
+    """huggingface_hub's error for a config field of the wrong type (``"hidden_size": "384"``,
+    ``null``): transformers 5 checks each field's type with it, and it is no ValueError, so it
+    came out as a traceback of several lines. None where the installed huggingface_hub has
+    no such error (an older release, with which no transformers checks so)."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:
+        return ()
+    return (StrictDataclassError,)
 
 
 def _check_torch_reads_pickles(path: Path, name: str) -> None:
