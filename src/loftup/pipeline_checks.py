@@ -140,9 +140,9 @@ def with_missing_backbone(
         name = released.backbone if released is not None else None
     if name is None:  # which backbone is recorded in the weights that are missing
         return error
-    if _fetched_by_the_run(name, backbone_weights):  # not missing: looking would download them
-        return error
-    try:
+    try:  # (a proxy setting that is no URL: said as the backbone's, as a download says it)
+        if _fetched_by_the_run(name, backbone_weights):  # not missing: a look would fetch them
+            return error
         find_weights(name, backbone_weights)
     except LoftUpError as e:
         return WeightsNotFoundError(f"{error}; and the backbone's weights are missing too: {e}")
