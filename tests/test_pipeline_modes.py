@@ -204,3 +204,34 @@ def test_a_refused_pairing_leaves_the_modules_passed_in_as_they_were():
         for module, state in zip((up, wide), before):
             now = module.state_dict()
             assert all(now[k].dtype == v.dtype and torch.equal(now[k], v) for k, v in state.items())
+
+
+def test_backbone_weights_or_norm_beside_a_backbone_module_are_refused_not_ignored(tmp_path):
+    """load_pipeline(up, backbone=clip_featurizer, backbone_norm="own") ran the module on the
+    ImageNet-normalised image, and backbone_weights=FOLDER ran it on its own weights, both
+    without a word: they say how to build a backbone by name. Refused, naming the argument
+    (as upsample refuses them beside a pipeline); its own normalisation is no contradiction."""
+    from PIL import Image
+
+    from loftup.extract import upsample_folder
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (28, 28)).save(tmp_path / "in" / "a.png")
+    backbone = loftup.get_featurizer("dinov2_tiny")
+    up = loftup.LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    calls = (
+        (loftup.load_pipeline, (up,)),
+        (loftup.upsample, (torch.rand(3, 28, 28), up)),
+        (upsample_folder, (tmp_path / "in", tmp_path / "out", up)),
+    )
+    for kw, said in (
+        ({"backbone_norm": "own"}, "backbone_norm='own' is for a backbone built by name, but "),
+        ({"backbone_weights": "me/dinov2"}, "backbone_weights='me/dinov2' is for a backbone "),
+    ):
+        for call, args in calls:
+            *args, model = args
+            with pytest.raises(UsageError) as e:
+                call(*args, model=model, backbone=backbone, **kw)
+            assert str(e.value).startswith(said) and "dinov2_tiny" in str(e.value)
+    assert not (tmp_path / "out").exists()
+    loftup.load_pipeline(up, backbone=backbone, backbone_norm="imagenet")  # its own

@@ -38,6 +38,7 @@ from .model import LoftUp
 from .pipeline_checks import (  # (checked_options: importable from here too)
     check_backbone_name,
     check_backbone_recorded,
+    check_passed_backbone,
     checked_options,
     require_eval_backbone,
     run_device,
@@ -175,7 +176,8 @@ def load_pipeline(
     "imagenet" (the ImageNet-normalised image as it is, as the paper's code gives it: the
     features the released upsamplers were trained on) or "own" (its own normalisation; see
     :func:`loftup.get_featurizer`'s ``input_norm``); None: what the upsampler records (its
-    training run's), else "imagenet". It applies to a backbone built here.
+    training run's), else "imagenet". It applies to a backbone built here: beside a Featurizer
+    passed in, one other than its own is a :class:`UsageError`, as are any ``backbone_weights``.
 
     ``device``: where both models run (see :func:`resolve_device`). None: where a LoftUp or a
     featurizer passed in already is (two on different devices are a :class:`UsageError`), else
@@ -234,6 +236,7 @@ def build_pipeline(
     image's patches), ``fits(featurizer)``, run before a module passed in is converted."""
     # a typo said first, not inside the upsampler's missing file
     check_backbone_name(backbone, model)
+    check_passed_backbone(backbone, backbone_weights, backbone_norm)
     device = run_device(device, model, backbone)
     # every refusal before any conversion: a module passed in is converted in place, and one
     # refused after it would have lost its float32 weights to the rounding

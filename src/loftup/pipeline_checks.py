@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from .checks import as_dtype, check_backbone_size, resolve_device
+from .checks import as_dtype, check_backbone_size, resolve_device, shown
 from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm
 from .pipeline_placement import (  # noqa: F401  (found here too, where they were)
@@ -81,6 +81,27 @@ def _training_effect(module: torch.nn.Module) -> str | None:
     ):
         return "it normalises by the batch's statistics and changes its running ones"
     return None
+
+
+def check_passed_backbone(backbone, backbone_weights, backbone_norm) -> None:
+    """A :class:`UsageError` where a Featurizer is passed as ``backbone`` beside
+    ``backbone_weights``, or a ``backbone_norm`` other than its own: both say how to build a
+    backbone by name, and the module passed in ran with its own weights and normalisation
+    without a word (CLIP given ``backbone_norm="own"`` got the ImageNet-normalised image)."""
+    if not isinstance(backbone, Featurizer):
+        return
+    own = backbone.input_norm
+    if backbone_weights is not None:
+        arg, has = f"backbone_weights={shown(backbone_weights)}", "its own weights"
+    elif backbone_norm not in (None, own):
+        arg, has = f"backbone_norm={backbone_norm!r}", f"its own normalisation, {own!r}"
+    else:
+        return
+    raise UsageError(
+        f"{arg} is for a backbone built by name, but backbone is the module "
+        f"{backbone.name}, which runs as it is, with {has}; leave {arg.split('=')[0]} out, "
+        "or pass the backbone's name instead, to build it so"
+    )
 
 
 def backbones_advice(dim: int) -> str:

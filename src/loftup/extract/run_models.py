@@ -33,11 +33,12 @@ def read_models(
     option)."""
     from ..featurizers import Featurizer
     from ..pipeline import named_featurizer, read_upsampler
-    from ..pipeline_checks import check_backbone_name, checked_options
+    from ..pipeline_checks import check_backbone_name, check_passed_backbone, checked_options
     from .record import weights_digest
 
     checked_options(backbone_size, backbone_norm, device, dtype)  # (checked again there)
     check_backbone_name(backbone, model)
+    check_passed_backbone(backbone, backbone_weights, backbone_norm)
     upsampler = (
         model
         if isinstance(model, torch.nn.Module)
