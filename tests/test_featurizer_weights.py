@@ -6,6 +6,7 @@ repo and the fix.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,39 @@ def test_backbone_weights_that_are_no_folder_nor_hub_id_are_one_line(tmp_path, m
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: backbone weights for dinov2_tiny: 'my w/x' is neither a ")
     assert "\n" not in err
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "setresuid") or os.geteuid() != 0,
+    reason="takes another user's ids (setresuid), which only root may",
+)
+def test_a_config_or_shard_index_this_user_may_not_read_is_said_with_its_chmod():
+    """Another user's backbone folder whose config.json (or shard index) is of mode 600: a
+    bare PermissionError traceback ("[Errno 13] Permission denied"), where an unreadable
+    model.safetensors was said with its owner and chmod. Now so are both."""
+    import shutil
+    import tempfile
+
+    from transformers import Dinov2Config, Dinov2Model
+
+    from as_nobody import as_nobody
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+        model = Dinov2Model(cfg)
+        model.save_pretrained(base / "whole")
+        model.save_pretrained(base / "shards", max_shard_size="20KB")
+        get_featurizer("dinov2_vits14", weights=base / "whole")  # (what the child imports)
+        for folder, name in (("whole", "config.json"), ("shards", "model.safetensors.index.json")):
+            for path in (base / folder).iterdir():
+                path.chmod(0o644)
+            os.chmod(base / folder, 0o755)
+            (base / folder / name).chmod(0o600)
+            said = as_nobody(lambda f=folder: get_featurizer("dinov2_vits14", weights=base / f))
+            what = "backbone config" if name == "config.json" else "shard index"
+            assert said.startswith(f"cannot read {what} {base / folder / name}: permission "), said
+            assert f"(chmod o+r {base / folder / name})" in said and "\n" not in said
+    finally:
+        shutil.rmtree(base)

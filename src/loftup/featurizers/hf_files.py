@@ -21,6 +21,7 @@ import torch
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..escaping import printable
 from ..hub.files import check_not_lfs_pointer, shard_names
+from ..read_refusal import read_refused
 from .hf_weights import WEIGHTS_FILE, backbone_fix, read_config, where_from
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -107,6 +108,8 @@ def _check_index(index: Path, name: str) -> None:
             else "is not a JSON object"
         )
         raise CheckpointError(f"{index} {problem}; {where_from(name, index)}") from None
+    except PermissionError as e:  # another user's, of mode 600: said with its chmod
+        raise read_refused(index, e, "shard index") or e from None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(
             f'{index} has no "weight_map" (each weight\'s shard file), as save_pretrained '

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError, one_line
 from ..escaping import printable, quoted
 from ..paths import check_visible
+from ..read_refusal import read_refused
 from . import FEATURIZERS
 
 CONFIG_FILE = "config.json"
@@ -238,6 +239,8 @@ def read_config(folder: Path, name: str | None = None) -> dict:
         raise CheckpointError(
             f"{path} is corrupt ({printable(str(e))}); {where_from(name, path)}"
         ) from None
+    except PermissionError as e:  # another user's, of mode 600: said with its chmod
+        raise read_refused(path, e, "backbone config") or e from None
     if not isinstance(config, dict):
         raise CheckpointError(
             f"{path} holds a JSON {type(config).__name__}, not the object save_pretrained "
