@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -80,6 +81,32 @@ def test_blank_weights_are_refused_not_read_from_the_current_folder(tmp_path, mo
     for blank in ("", " "):
         with pytest.raises(UsageError, match="weights are empty or blank"):
             get_featurizer("scenes_vit_p8", weights=blank)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "setresuid") or os.geteuid() != 0,
+    reason="takes another user's ids (setresuid), which only root may",
+)
+def test_a_config_this_user_may_not_read_is_said_with_its_chmod():
+    """Another user's backbone folder whose config.json is of mode 600: a bare PermissionError
+    traceback, where its unreadable model.safetensors was said with its owner and chmod."""
+    import shutil
+    import tempfile
+
+    from as_nobody import as_nobody
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        save_backbone(SceneViT(config=SceneViTConfig(dim=16, depth=1, num_heads=2)), base)
+        load_backbone(base)  # (what the child imports)
+        (base / "model.safetensors").chmod(0o644)
+        (base / "config.json").chmod(0o600)
+        said = as_nobody(lambda: load_backbone(base))
+        assert said.startswith(f"cannot read scenes_vit_p8 config {base / 'config.json'}: "), said
+        assert f"(chmod o+r {base / 'config.json'})" in said
+    finally:
+        shutil.rmtree(base)
 
 
 def test_patch_targets_are_class_fractions_and_the_loss_is_minimal_at_them():

@@ -27,6 +27,7 @@ from ..data.paths import home_expanded
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError, first_line
 from ..escaping import printable
 from ..paths import check_visible
+from ..read_refusal import read_refused
 from . import Featurizer, FeaturizerSpec, register
 from .sizes import check_backbone_batch, check_finite_images, to_patch_multiple
 
@@ -166,6 +167,8 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
             f"{files[1]} is not a valid {NAME} config ({printable(first_line(e, typed=True))}); "
             f"{fix}"
         ) from None
+    except PermissionError as e:  # another user's, of mode 600: said with its chmod
+        raise read_refused(files[1], e, f"{NAME} config") or e from None
     from ..hub import read_safetensors
 
     state = read_safetensors(files[0], fix)
