@@ -175,8 +175,20 @@ def test_bad_local_folders_are_named(tmp_path):
         "the Hugging Face layout (config.json + model.safetensors) or a hub id"
     )
     (tmp_path / "empty").mkdir()
-    with pytest.raises(WeightsNotFoundError, match="no config.json"):
+    with pytest.raises(WeightsNotFoundError, match="no config.json") as e:
         get_featurizer("dinov2_vits14", weights=tmp_path / "empty")
+    assert "cache" not in str(e.value)
+    # the cache's folder of a repo, not a snapshot of it: said so, with the two ways to pass it
+    repo = tmp_path / "hub" / "models--facebook--dinov2-small"
+    (repo / "snapshots" / "0123abc").mkdir(parents=True)
+    for folder in (repo, repo / "snapshots"):
+        with pytest.raises(WeightsNotFoundError) as e:
+            get_featurizer("dinov2_vits14", weights=folder)
+        assert str(e.value).endswith(
+            "; it is the Hugging Face cache's folder of hub repo facebook/dinov2-small, whose "
+            "files are in its snapshots/COMMIT folders: pass the hub id facebook/dinov2-small "
+            "(read from the cache), or one of them"
+        )
     cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28)
     folder = _save(Dinov2Model(cfg), tmp_path / "dino")
     with pytest.raises(CheckpointError, match="holds a 'dinov2' model.*clip_vitb16"):

@@ -66,7 +66,7 @@ def resolve_weights(
         if not (path / CONFIG_FILE).exists():
             raise WeightsNotFoundError(
                 f"{path} has no {CONFIG_FILE}: backbone weights must be {layout}, e.g. written "
-                "by save_pretrained"
+                f"by save_pretrained{_cache_folder_hint(path)}"
             )
         return path
     if os.path.exists(path):
@@ -101,6 +101,21 @@ def resolve_weights(
         # its weights in every format it holds)
         kw["fetch"] = f"loftup download {source}"
     return hub_folder(source, HUB_FILES, **kw)
+
+
+def _cache_folder_hint(path: Path) -> str:
+    """Where ``path`` is the Hugging Face cache's folder of a hub repo (``models--ORG--NAME``,
+    or its ``snapshots``) rather than one of its snapshots, which hold the files: the two ways
+    to pass it; else ""."""
+    from ..hub.damaged import cached_repo
+
+    repo = cached_repo(path)
+    if repo is None or path.name not in ("snapshots", f"models--{repo.replace('/', '--')}"):
+        return ""
+    return (
+        f"; it is the Hugging Face cache's folder of hub repo {repo}, whose files are in its "
+        f"snapshots/COMMIT folders: pass the hub id {repo} (read from the cache), or one of them"
+    )
 
 
 def refuse_revision(source: str, name: str, layout: str) -> None:
