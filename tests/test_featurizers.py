@@ -118,6 +118,29 @@ def test_dinov2_off_its_grid_interpolates_as_the_hub_models(tmp_path):
     assert (got - other).abs().max() > 1e-3
 
 
+def test_a_config_json_asking_for_other_outputs_gives_the_same_features(tmp_path):
+    """A config.json exported for tracing ("return_dict": false) made every call fail with an
+    AttributeError ('tuple' object has no attribute 'last_hidden_state'), and one asking for
+    every layer's hidden states (or attention maps) had them kept, unused: the features are
+    read the same whatever it asks, and nothing else is kept."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=56)
+    folder = _save(Dinov2Model(cfg), tmp_path / "m")
+    images = imagenet_normalize(_images(42, 70, n=1))
+    with torch.no_grad():
+        want = get_featurizer("dinov2_vits14", weights=folder)(images)
+    config = json.loads((folder / "config.json").read_text())
+    asks = {"return_dict": False, "output_attentions": True, "output_hidden_states": True}
+    (folder / "config.json").write_text(json.dumps({**config, **asks}))
+    feat = get_featurizer("dinov2_vits14", weights=folder)
+    with torch.no_grad():
+        assert torch.equal(feat(images), want)
+    config = feat.model.config
+    assert config.return_dict and not (config.output_attentions or config.output_hidden_states)
+
+
 def test_dinov3(tmp_path):
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 

@@ -18,6 +18,17 @@ from ..errors import CheckpointError, WeightsNotFoundError, first_line, one_line
 from ..escaping import printable
 from .hf_weights import CONFIG_FILE, WEIGHTS_FILE, where_from
 
+#: What a backbone's forward returns, whatever its config.json says: its outputs are read by
+#: name (``last_hidden_state``), and nothing else is kept. A config.json exported for tracing
+#: ("return_dict": false: a tuple) failed on every call with an AttributeError, and one asking
+#: for every layer's hidden states (or attention maps) had them kept at each call, unused.
+_OUTPUTS = {
+    "return_dict": True,
+    "torchscript": False,
+    "output_attentions": False,
+    "output_hidden_states": False,
+}
+
 
 def load_strict(cls, folder: Path, name: str, **config_overrides):
     """``cls.from_pretrained(folder)`` in float32; every parameter must come from the file.
@@ -75,7 +86,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         # config class does not declare (vision_use_head before transformers 5) would reach
         # the model's constructor instead and fail there
         config = cls.config_class.from_pretrained(folder, local_files_only=True)
-        for key, value in config_overrides.items():
+        for key, value in {**_OUTPUTS, **config_overrides}.items():
             setattr(config, key, value)
         model, info = cls.from_pretrained(
             folder,
