@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +21,13 @@ import torch
 # the CPU unless a test switches them on there.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# A suite started in the background of a script (`pytest &`, a non-interactive shell) has Ctrl-C
+# ignored, and every process it starts inherits that: the Ctrl-C tests' SIGINT then did nothing
+# (21 of them failed so, run that way with the oldest releases). Python's own handler here: the
+# processes it starts get the default again, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from reference_files import REFERENCE_CASES, REFERENCE_STATE, need_reference  # noqa: E402
 
