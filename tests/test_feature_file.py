@@ -119,3 +119,32 @@ def test_a_dtype_is_read_by_its_name_as_the_pipelines_is(tmp_path):
         with pytest.raises(UsageError, match=r"feature file.* float32, float16 or bfloat16"):
             FeatureFile(tmp_path / "bad.pt", "pt", bad, SHAPE)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bf16.pt", "float32.pt", "half.pt"]
+
+
+def test_a_pt_file_reserves_the_room_its_commit_needs(tmp_path, monkeypatch):
+    """A .pt file is saved into its archive at commit, beside its mapped data: a disk with room
+    for one copy only is an OSError as the file is made, not at commit after all the work."""
+    import errno
+    import os
+
+    nbytes = int(np.prod(SHAPE)) * 4
+    room = [nbytes + 100]  # one copy's room, a little more
+
+    def fallocate(fd, offset, length, real=os.posix_fallocate):
+        if length > room[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        room[0] -= length
+        real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    with pytest.raises(OSError, match="No space left"):
+        FeatureFile(tmp_path / "a.pt", "pt", torch.float32, SHAPE)
+    assert list(tmp_path.iterdir()) == []
+    room[0] = 2 * nbytes  # room for both: the same file as ever, its reserved tail cut
+    values = torch.arange(nbytes // 4, dtype=torch.float32).reshape(SHAPE)
+    with FeatureFile(tmp_path / "a.pt", "pt", torch.float32, SHAPE) as f:
+        f.features[:] = values
+    assert torch.equal(load_features(tmp_path / "a.pt"), values)
+    from loftup.outputs import feature_bytes
+
+    assert (tmp_path / "a.pt").read_bytes() == feature_bytes(values, "pt")

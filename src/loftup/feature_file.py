@@ -70,7 +70,8 @@ class FeatureFile:
     The file is made under a temporary name in the destination folder and its space reserved
     at once, so a full disk is an ``OSError`` here (not a crash on a later write through the
     map). A ``.pt`` file is a zip archive: its data is mapped in a second temporary file and
-    saved into the archive at ``commit`` (twice its size on disk for a moment). Features are
+    saved into the archive at ``commit`` (twice its size on disk until then, both reserved at
+    once). Features are
     (C, H, W); any other shape is mapped alike (:func:`loftup.tiling.upsample_to_npy` writes
     whole batches, in either layout).
 
@@ -122,6 +123,9 @@ class FeatureFile:
             else:
                 self._raw = temp_beside(self.path, into=self._temps)
                 mapped = self._reserve(self._raw, b"", nbytes)
+                # the archive's room too, kept until commit writes over it: with room for one
+                # copy only, the save at commit failed for lack of room after all the work
+                self._reserve(self._tmp, b"", nbytes)
             self._map = np.memmap(mapped[0], np_dtype, "r+", offset=mapped[1], shape=shape)
             t = torch.from_numpy(self._map)
             self._features = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
@@ -187,8 +191,9 @@ class FeatureFile:
         try:
             self._map.flush()
             if self.fmt == "pt":
-                with open(self._tmp, "wb") as f:
+                with open(self._tmp, "r+b") as f:  # over its reserved room, cut after
                     _serialising(lambda: torch.save(self._features, f))
+                    f.truncate()
             self._features = self._map = None
             if self._raw is not None:
                 os.unlink(self._raw)
