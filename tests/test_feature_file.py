@@ -148,3 +148,26 @@ def test_a_pt_file_reserves_the_room_its_commit_needs(tmp_path, monkeypatch):
     from loftup.outputs import feature_bytes
 
     assert (tmp_path / "a.pt").read_bytes() == feature_bytes(values, "pt")
+
+
+def test_no_room_for_a_streamed_pt_file_says_it_takes_twice_its_size(tmp_path, monkeypatch):
+    """With room for one copy of a streamed .pt file's data but not two, the failure said the
+    room was there ("free now (filled meanwhile, or out of inodes ...)"), whose fix (free
+    inodes) was no fix; it says the archive takes twice the file's size until it is complete."""
+    import errno
+    import os
+
+    from loftup.extract import no_room
+
+    monkeypatch.setattr(no_room, "_free", lambda out_dir: 3_000_000)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    said = no_room.write_failure(full, tmp_path, 2_000_000, "pt", torch.float32, streamed=True)
+    assert "its features file is 2.0 MB (twice that until it is complete" in said
+    assert "has 3.0 MB free;" in said and "filled meanwhile" not in said
+    assert "try a smaller size" in said
+    # held whole (saved from memory), or another format: the room for one copy is enough
+    for fmt, streamed in (("pt", False), ("npy", True)):
+        said = no_room.write_failure(
+            full, tmp_path, 2_000_000, fmt, torch.float32, streamed=streamed
+        )
+        assert "twice" not in said and "filled meanwhile" in said

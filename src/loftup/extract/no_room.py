@@ -25,13 +25,17 @@ def write_failure(
     fmt: str,
     save_dtype: torch.dtype,
     said_as: dict | None = None,
+    *,
+    streamed: bool = False,
 ) -> str:
     """The failure of an image whose outputs (its features file of ``nbytes`` in ``out_dir``,
-    stored as ``save_dtype`` in ``fmt``) raised ``e``: for lack of room, the file's size and
+    stored as ``save_dtype`` in ``fmt``; ``streamed``: a memory-mapped one, whose ``.pt`` takes
+    twice its size until it is complete) raised ``e``: for lack of room, the file's size and
     the room there (or the limit it is over), and the fix (a smaller size; a 16-bit
     ``save_dtype`` where it is wider and ``fmt`` holds one; another output folder; where the
     room is there, out of inodes, freeing some or another output folder alone), naming
     the options as ``said_as`` calls them; otherwise ``e`` as it says itself."""
+    room_needed = 2 * nbytes if streamed and fmt == "pt" else nbytes
     why = _no_room(e, out_dir, nbytes)
     if why is None:
         return f"could not write its outputs: {e}"
@@ -45,12 +49,14 @@ def write_failure(
             room = "over the most one file may hold on that file system (FAT32: 4 GB)"
             elsewhere = f"another {said('out', said_as)} on a file system that holds it"
     else:
+        if room_needed > nbytes:  # else "free now (filled meanwhile ...)" with room for one
+            need += " (twice that until it is complete: a .pt archive is saved beside its data)"
         room_now = _free(out_dir)  # None: not to be looked at (said so, not "no room")
         free = "room that could not be looked at"
         if room_now is not None:
             free = f"{amount(room_now)} free"
         room = f"and {out_dir} has {free}"
-        if why == errno.ENOSPC and room_now is not None and room_now >= nbytes:
+        if why == errno.ENOSPC and room_now is not None and room_now >= room_needed:
             room += " now (filled meanwhile, or out of inodes, its files' entries: df -i)"
             # no smaller file nor 16 bits helps where the bytes are there and no inode is
             fix = f"free inodes or room there (delete files), or try another {said('out', said_as)}"

@@ -70,7 +70,9 @@ def compute_streamed(
                 files.append(FeatureFile(path, fmt, save_dtype, shape, owner=owner))
             except OSError as e:  # no room for it, said with its size: known before computing
                 nbytes = math.prod(shape) * save_dtype.itemsize
-                files.append(write_failure(e, out_dir, nbytes, fmt, save_dtype, said_as))
+                files.append(
+                    write_failure(e, out_dir, nbytes, fmt, save_dtype, said_as, streamed=True)
+                )
         if all(isinstance(f, str) for f in files):  # nowhere to put them: nothing to compute
             return list(zip((job for job, _ in group), files))
 
