@@ -171,3 +171,20 @@ def test_no_room_for_a_streamed_pt_file_says_it_takes_twice_its_size(tmp_path, m
             full, tmp_path, 2_000_000, fmt, torch.float32, streamed=streamed
         )
         assert "twice" not in said and "filled meanwhile" in said
+
+
+def test_a_path_under_the_home_folder_is_written_there(tmp_path, monkeypatch):
+    """``~/x`` is the home folder, as upsample_to_npy and every path loftup reads take it: a
+    FeatureFile and save_features made a folder named ``~`` in the working folder."""
+    from loftup.outputs import save_features
+
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir(), here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    with FeatureFile("~/a.npy", "npy", torch.float32, SHAPE) as f:
+        f.features[:] = 1.0
+    save_features("~/b.pt", torch.ones(SHAPE), "pt")
+    assert f.path == home / "a.npy"
+    assert sorted(p.name for p in home.iterdir()) == ["a.npy", "b.pt"]
+    assert list(here.iterdir()) == []

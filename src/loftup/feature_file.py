@@ -89,7 +89,8 @@ class FeatureFile:
         shape = tuple(int(n) for n in shape)
         if not shape or min(shape) < 1:
             raise UsageError(f"a feature file needs a shape with positive sizes, got {shape}")
-        self.path, self.fmt, self.dtype, self.shape = Path(path), fmt, dtype, shape
+        path = Path(os.path.expanduser(os.fspath(path)))  # "~/x.npy" made a folder named ~
+        self.path, self.fmt, self.dtype, self.shape = path, fmt, dtype, shape
         np_dtype, st_name = _MAPPED[dtype]
         nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
         self._temps: list[str] = []  # each named before it is made (temp_beside's into)

@@ -100,8 +100,10 @@ def save_features(
     """Write features (C, H, W) to ``path`` atomically, stored as ``dtype``: the bytes of
     :func:`feature_bytes`, serialised straight into the file (no copy in memory besides the
     stored tensor, itself the features when they are already contiguous in that dtype). A file
-    that cannot be written (a full disk) raises ``OSError``, whatever the format."""
+    that cannot be written (a full disk) raises ``OSError``, whatever the format. A leading
+    ``~`` in ``path`` is the home folder, as elsewhere in loftup."""
     _check_format(fmt, dtype)
+    path = os.path.expanduser(os.fspath(path))  # "~/x.pt" made a folder named ~ here
     t = _stored(feats, dtype)
 
     def write(tmp: str) -> None:
