@@ -188,3 +188,21 @@ def test_a_path_under_the_home_folder_is_written_there(tmp_path, monkeypatch):
     assert f.path == home / "a.npy"
     assert sorted(p.name for p in home.iterdir()) == ["a.npy", "b.pt"]
     assert list(here.iterdir()) == []
+
+
+def test_save_features_reads_a_dtype_by_its_name_as_a_feature_file_does(tmp_path):
+    """save_features and feature_bytes take "float16" or "bf16" as FeatureFile takes them
+    (they raised torch's TypeError from Tensor.to), and refuse bfloat16 in .npy by name."""
+    from loftup.errors import UsageError
+    from loftup.outputs import feature_bytes, save_features
+
+    x = torch.randn(SHAPE)
+    save_features(tmp_path / "a.pt", x, "pt", "bf16")
+    assert load_features(tmp_path / "a.pt").dtype == torch.bfloat16
+    assert (tmp_path / "a.pt").read_bytes() == feature_bytes(x, "pt", torch.bfloat16)
+    assert feature_bytes(x, "npy", "float16") == feature_bytes(x, "npy", torch.float16)
+    with pytest.raises(UsageError, match="no bfloat16"):
+        save_features(tmp_path / "b.npy", x, "npy", "bfloat16")
+    with pytest.raises(UsageError, match="unknown precision 'float8'"):
+        save_features(tmp_path / "b.npy", x, "npy", "float8")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]

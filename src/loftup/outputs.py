@@ -30,6 +30,17 @@ def _check_format(fmt: str, dtype: torch.dtype) -> None:
         )
 
 
+def _named(dtype):
+    """A dtype given by name (``"float16"``, ``"bf16"``) as the torch dtype, as
+    :class:`loftup.feature_file.FeatureFile` reads it (an unknown name: a UsageError naming
+    the choices); any other as given."""
+    if isinstance(dtype, str):
+        from .checks import as_dtype
+
+        return as_dtype(dtype)
+    return dtype
+
+
 def _stored(feats: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``feats`` on the CPU as ``dtype``, contiguous and alone in its storage (``torch.save``
     writes a view's whole storage), copied only where it is not so already."""
@@ -57,6 +68,7 @@ def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.floa
     pt: a plain tensor (``torch.load(path, weights_only=True)``); npy: an array (``numpy.load``;
     NumPy has no bfloat16); safetensors: the tensor under the key ``"features"``.
     """
+    dtype = _named(dtype)
     _check_format(fmt, dtype)
     buf = io.BytesIO()
     _serialise(_stored(feats, dtype), fmt, buf)
@@ -102,6 +114,7 @@ def save_features(
     stored tensor, itself the features when they are already contiguous in that dtype). A file
     that cannot be written (a full disk) raises ``OSError``, whatever the format. A leading
     ``~`` in ``path`` is the home folder, as elsewhere in loftup."""
+    dtype = _named(dtype)
     _check_format(fmt, dtype)
     path = os.path.expanduser(os.fspath(path))  # "~/x.pt" made a folder named ~ here
     t = _stored(feats, dtype)
