@@ -53,6 +53,25 @@ def test_gradients_are_clipped_to_1e_4_for_the_first_10_steps_of_stage_1_only():
     assert clip_limit(s2, 0) == math.inf  # the recipe names no clipping in stage 2
 
 
+def test_a_stage_2_config_built_in_python_trains_with_stage_2s_optimiser():
+    # TrainConfig(stage=2) took stage 1's NAdam at lr 1e-4, no weight decay, clipped to 1e-4
+    # for 10 steps: a stage 2 unlike the paper's (AdamW, lr 1e-3, weight decay 0.01), unsaid
+    from loftup.train.config import OptimConfig, TrainConfig
+
+    for stage in (1, 2):
+        assert TrainConfig(stage=stage, init="x" if stage == 2 else None).optim == (
+            default_config(stage).optim
+        )
+        assert type(TrainConfig(stage=stage, init="x" if stage == 2 else None).optim) is (
+            OptimConfig
+        )
+    s2 = TrainConfig(stage=2, init="x").optim
+    assert (s2.name, s2.lr, s2.weight_decay, s2.clip_steps) == ("adamw", 1e-3, 0.01, 0)
+    # an optimiser given is kept, whatever the stage
+    given = OptimConfig("nadam", 3e-4)
+    assert TrainConfig(stage=2, init="x", optim=given).optim == given
+
+
 def test_every_packaged_config_loads_by_name_and_by_path():
     names = packaged_configs()
     assert {"stage1_sa1b", "stage2_sa1b", "stage1_cpu", "stage2_cpu"} <= set(names)

@@ -77,6 +77,19 @@ class OptimConfig:
     momentum: float = 0.9
 
 
+class _StageOptim(OptimConfig):
+    """The ``optim`` a TrainConfig is built without: replaced, as the config is built, by its
+    stage's recipe (:data:`STAGE_OPTIM`), so that ``TrainConfig(stage=2)`` trains with stage
+    2's AdamW, not stage 1's NAdam."""
+
+
+#: each stage's optimiser in the released recipe (method.md §2)
+STAGE_OPTIM = {
+    1: OptimConfig(),  # NAdam, lr 1e-4, no weight decay, clip 1e-4 for the first 10 steps
+    2: OptimConfig("adamw", 1e-3, 0.01, clip_steps=0),
+}
+
+
 @dataclass
 class ReconConfig:
     """The multi-view reconstruction loss shared by both stages."""
@@ -159,9 +172,9 @@ class TrainConfig:
         CUDA device is each process's own GPU, ``cuda:LOCAL_RANK``.
       precision: ``fp32`` or ``bf16`` (autocast for the backbone and the upsampler).
 
-    The field defaults are stage 1's recipe, ``optim`` included (NAdam, lr 1e-4, early
-    clipping): for stage 2 start from ``default_config(2)`` or ``load_config(..., stage=2)``,
-    which hold its AdamW at lr 1e-3 and weight decay 0.01, not from ``TrainConfig(stage=2)``.
+    The field defaults are the recipe's; ``optim``, when not given, is that of ``stage``
+    (:data:`STAGE_OPTIM`: stage 1's NAdam at lr 1e-4 with early clipping, stage 2's AdamW at
+    lr 1e-3 and weight decay 0.01).
     """
 
     stage: int = 1
@@ -177,7 +190,7 @@ class TrainConfig:
     precision: str = "fp32"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: OptimConfig = field(default_factory=_StageOptim)
     recon: ReconConfig = field(default_factory=ReconConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
@@ -187,7 +200,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from .checks import validate
 
-        validate(self)
+        validate(self)  # the stage checked (and "2" read as 2) before its optimiser is chosen
+        if type(self.optim) is _StageOptim:  # not given: the stage's
+            self.optim = dataclasses.replace(STAGE_OPTIM[self.stage])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -195,6 +210,4 @@ class TrainConfig:
 
 def default_config(stage: int = 1) -> TrainConfig:
     """The released recipe's defaults for ``stage``."""
-    if stage == 2:
-        return TrainConfig(stage=2, optim=OptimConfig("adamw", 1e-3, 0.01, clip_steps=0))
     return TrainConfig(stage=stage)
