@@ -12,6 +12,7 @@ from loftup.train.losses import (
     affinity,
     affinity_loss,
     central_crop,
+    project,
     random_projection,
     reconstruction_loss,
     tv_loss,
@@ -47,6 +48,21 @@ def test_affinity_and_its_loss():
     other = torch.tensor([[[[1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0]]]])  # all parallel
     # affinities differ in 4 of 9 entries by 1
     assert affinity_loss(feats, other, central=1.0).item() == pytest.approx(4 / 9, abs=1e-6)
+
+
+def test_losses_are_float32_under_bf16_autocast():
+    # precision=bf16 autocasts the step: the affinity and projection products were bf16, whose
+    # rounding made the affinity loss of a student close to its teacher 40% off
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 64, 1, 1, generator=g) + 0.5 * torch.randn(2, 64, 20, 20, generator=g)
+    student = teacher + 0.05 * torch.randn(2, 64, 20, 20, generator=g)
+    proj = random_projection(64, 16, generator=g)
+    want = affinity_loss(student, teacher, 0.8), project(student, proj)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = affinity_loss(student, teacher, 0.8), project(student, proj)
+    assert got[0].dtype == got[1].dtype == torch.float32
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=0)
+    torch.testing.assert_close(got[1], want[1])
 
 
 def test_central_crop_keeps_the_middle():

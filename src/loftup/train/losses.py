@@ -1,9 +1,19 @@
-"""The training losses as pure functions (shapes: (B, C, h, w) low-res, (B, C, H, W) high-res)."""
+"""The training losses as pure functions (shapes: (B, C, h, w) low-res, (B, C, H, W) high-res).
+
+Their matrix products (the random projection, the affinity) are float32 even under autocast:
+``precision=bf16`` autocasts the backbone and the upsampler, not the losses: bf16's rounding
+(about 0.004 near a cosine of 1) would be as large as the affinity loss itself.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def _float32(x: torch.Tensor):
+    """Autocast off on ``x``'s device: the products inside are float32 (see the module's doc)."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def random_projection(
@@ -16,9 +26,12 @@ def random_projection(
 
 
 def project(feats: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
-    """Features (B, C, H, W) through a (C, K) projection -> (B, K, H, W)."""
+    """Features (B, C, H, W) through a (C, K) projection -> (B, K, H, W), float32 at least."""
     b, _, h, w = feats.shape
-    return torch.matmul(proj.T.to(feats.dtype), feats.flatten(2)).view(b, -1, h, w)
+    with _float32(feats):
+        dtype = torch.promote_types(feats.dtype, torch.float32)
+        out = torch.matmul(proj.T.to(dtype), feats.flatten(2).to(dtype))
+    return out.view(b, -1, h, w)
 
 
 def reconstruction_loss(
@@ -45,9 +58,12 @@ def tv_loss(feats: torch.Tensor) -> torch.Tensor:
 
 
 def affinity(feats: torch.Tensor) -> torch.Tensor:
-    """Cosine similarities among all positions: (B, C, H, W) -> (B, H*W, H*W)."""
-    flat = F.normalize(feats.flatten(2), dim=1, eps=1e-6)
-    return flat.transpose(1, 2) @ flat
+    """Cosine similarities among all positions: (B, C, H, W) -> (B, H*W, H*W), float32 at least."""
+    with _float32(feats):
+        flat = F.normalize(
+            feats.flatten(2).to(torch.promote_types(feats.dtype, torch.float32)), dim=1, eps=1e-6
+        )
+        return flat.transpose(1, 2) @ flat
 
 
 def central_side(side: int, fraction: float) -> int:
