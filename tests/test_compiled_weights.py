@@ -31,6 +31,12 @@ def graphs(monkeypatch):
     return counted_compiles(monkeypatch)
 
 
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The compiled function's output and the model's as the same numbers: to rounding (torch
+    2.4 traces some products in another order than its eager forward computes them)."""
+    return a.shape == b.shape and (a - b).abs().max().item() <= 1e-5
+
+
 def _models_output(model, lr, image):
     with torch.inference_mode():
         return model(lr, image)
@@ -136,7 +142,7 @@ def test_a_compiled_upsampler_follows_the_models_attention_window(graphs):
     first = fn(lr, image)
     model.config.attention_window = 3  # over 3 x 3 of the 5 x 5 tokens
     local = fn(lr, image)
-    assert torch.equal(local, _models_output(model, lr, image))
+    assert _close(local, _models_output(model, lr, image))
     assert (local - first).abs().max().item() > 1e-2
     model.config.attention_window = None
     assert torch.equal(fn(lr, image), first)
@@ -151,15 +157,15 @@ def test_weights_folded_in_inference_mode_or_not_are_used_without_compiling_agai
     lr, image = _inputs()
     expected = _models_output(model, lr, image)  # its weights folded in inference mode
     fn = compile_upsampler(model)
-    assert torch.equal(fn(lr, image), expected)
+    assert _close(fn(lr, image), expected)
     compiled = len(graphs)
     model.load_state_dict(other.state_dict())  # folded again outside inference mode
-    assert torch.equal(fn(lr, image), _models_output(model, lr, image))
+    assert _close(fn(lr, image), _models_output(model, lr, image))
     with torch.no_grad():
         model.norm.weight.add_(1.0)
     with torch.inference_mode():  # and again in it, the caller's
         moved = fn(lr, image)
-    assert torch.equal(moved, _models_output(model, lr, image))
+    assert _close(moved, _models_output(model, lr, image))
     assert len(graphs) == compiled
 
 
@@ -197,7 +203,7 @@ def test_a_model_unfrozen_or_changed_frozen_after_compiling_is_not_compiled_agai
     model.requires_grad_(False)
     with torch.no_grad():
         model.norm.weight.add_(1.0)
-    assert torch.equal(fn(lr, image), _models_output(model, lr, image))
+    assert _close(fn(lr, image), _models_output(model, lr, image))
     assert len(graphs) == compiled
 
 
