@@ -184,17 +184,32 @@ def run_torchrun(cmd: list[str], env: dict, timeout: int = 300) -> subprocess.Co
     agent alone: a rank that hung (waiting in a collective for a peer gone) outlived the test
     for good, and a Popen's with-block waited on the agent for ever."""
     import signal
+    import uuid
 
+    # torch 2.4's agent starts each rank in a session of its own: killing torchrun's missed a
+    # rank stuck in its group's end, which held the output pipes, and the test waited for ever
+    # (rank 1 of a --resume rank 0 refused, under torch 2.4.1). Each is found by this mark.
+    mark = f"LOFTUP_TEST_TORCHRUN={uuid.uuid4().hex}".encode()
+    env = {**env, "LOFTUP_TEST_TORCHRUN": mark.split(b"=")[1].decode()}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
+
+    def kill_all() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if mark in f.read().split(b"\0"):
+                        os.kill(int(pid), signal.SIGKILL)
+
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_all()
         out, err = proc.communicate()
         err += f"\n(torchrun ran past {timeout} s: killed with its ranks)"
-    with contextlib.suppress(ProcessLookupError):  # a rank torchrun left behind (torch 2.4's
-        os.killpg(proc.pid, signal.SIGKILL)  # rank 0, stuck in its group's end as it failed)
+    kill_all()  # a rank torchrun left behind (torch 2.4's, stuck in its group's end)
     done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     done.pid = proc.pid  # (torchrun's: the ranks' parent)
     return done
