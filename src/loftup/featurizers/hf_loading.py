@@ -86,7 +86,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         # config class does not declare (vision_use_head before transformers 5) would reach
         # the model's constructor instead and fail there
         config = cls.config_class.from_pretrained(folder, local_files_only=True)
-        _check_sizes_are_integers(config, folder, name)
+        _check_sizes_are_integers(config)
         for key, value in {**_OUTPUTS, **config_overrides}.items():
             setattr(config, key, value)
         model, info = cls.from_pretrained(
@@ -156,18 +156,14 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
 _INTEGER_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 
 
-def _check_sizes_are_integers(config, folder: Path, name: str) -> None:
-    """A CheckpointError naming the field of ``config`` (read from ``folder``) among
-    :data:`_INTEGER_SIZES` that is no integer (``"hidden_size": "384"``, ``null``), as
-    transformers 5's own check of field types is said (:func:`_field_type_errors`)."""
+def _check_sizes_are_integers(config) -> None:
+    """A ValueError naming the field of ``config`` among :data:`_INTEGER_SIZES` that is no
+    integer (``"hidden_size": "384"``, ``null``), which :func:`_load_strict` says as it says
+    a config.json transformers rejects (transformers 5's own check of field types too)."""
     for field in _INTEGER_SIZES:
         value = getattr(config, field, 0)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise CheckpointError(
-                f"{folder} cannot be loaded as backbone {name} ({field!r} is "
-                f"{printable(repr(value)[:100])}, not an integer); check its {CONFIG_FILE}, or "
-                "pass the folder save_pretrained wrote"
-            )
+            raise ValueError(f"{field!r} is {repr(value)[:100]}, not an integer")
 
 
 def _field_type_errors() -> tuple[type[Exception], ...]:
