@@ -71,9 +71,8 @@ class FeatureFile:
     at once, so a full disk is an ``OSError`` here (not a crash on a later write through the
     map). A ``.pt`` file is a zip archive: its data is mapped in a second temporary file and
     saved into the archive at ``commit`` (twice its size on disk until then, both reserved at
-    once). Features are
-    (C, H, W); any other shape is mapped alike (:func:`loftup.tiling.upsample_to_npy` writes
-    whole batches, in either layout).
+    once). Features are (C, H, W); any other shape is mapped alike
+    (:func:`loftup.tiling.upsample_to_npy` writes whole batches, in either layout).
 
     ``owner``: a list the file appends itself to before any temporary file is made, for a
     caller to discard on an error or an interruption: one that comes as the constructor

@@ -150,8 +150,9 @@ def check_state(state: dict, origin: str, fix: str | None = None) -> None:
     """Refuse weights stored as integers, booleans or complex numbers (cast to float32 by
     load_state_dict without a word: not an upsampler's weights) and weights that hold NaN or
     infinities (a training run that diverged): every output would be NaN, written without a
-    word; and weights on the meta device, which hold no values. BatchNorm's step counters (``num_batches_tracked``) are integers. ``fix``: what to
-    do instead, where it is not another file (a released name's cached file: fetch it again)."""
+    word; and weights on the meta device, which hold no values. BatchNorm's step counters
+    (``num_batches_tracked``) are integers. ``fix``: what to do instead, where it is not
+    another file (a released name's cached file: fetch it again)."""
     odd = [
         (k, t.dtype)
         for k, t in state.items()
